@@ -91,7 +91,7 @@ class LDM:
 
     @staticmethod
     def _as_tensor(X, name: str = "X") -> torch.Tensor:
-        array = np.asarray(X, dtype=np.float32)
+        array = np.asarray(X, dtype=np.float64)
         if array.ndim not in (2, 4):
             raise ValueError(
                 f"{name} must have shape (N, F) or (N, C, H, W), got {array.shape}"
@@ -100,7 +100,7 @@ class LDM:
             raise ValueError(
                 f"{name} contains NaN or Inf values; remove or impute them first"
             )
-        return torch.from_numpy(array)
+        return torch.from_numpy(array).to(torch.get_default_dtype())
 
     def fit(self, X, y=None) -> LDM:
         """Train the encoder on ``X``; ``y`` is ignored."""

@@ -191,7 +191,11 @@ def run_paired(spec, out: Path, *, resume: bool, progress: bool) -> dict[str, An
     from .evaluation import format_probe_table, probe_report
     from .plotting import plot_eigenspectrum, plot_embedding, plot_loss_terms
 
+    dtype = torch.get_default_dtype()
     dataset = load_paired_data(spec)
+    dataset = dataset._replace(
+        x_train=dataset.x_train.to(dtype), x_test=dataset.x_test.to(dtype)
+    )
     sample_shape = tuple(dataset.x_train.shape[1:])
     config = TrainConfig.from_spec(spec["training"], progress=progress)
     torch.manual_seed(config.seed)
@@ -216,18 +220,31 @@ def run_paired(spec, out: Path, *, resume: bool, progress: bool) -> dict[str, An
         resume=resume,
     )
 
-    rows = probe_report(
-        lambda x: extract_features(encoder, x),
-        dataset,
-        lambda x: extract_features(random_encoder, x),
-        seed=config.seed,
-        knn_k=spec["evaluation"]["knn_k"],
-    )
-    table = format_probe_table(rows)
-    logger.info("probe results:\n%s", table)
+    rows, table = [], ""
+    if dataset.y_train is not None:
+        probe_rows = probe_report(
+            lambda x: extract_features(encoder, x),
+            dataset,
+            lambda x: extract_features(random_encoder, x),
+            seed=config.seed,
+            knn_k=spec["evaluation"]["knn_k"],
+        )
+        table = format_probe_table(probe_rows)
+        logger.info("probe results:\n%s", table)
+        rows = [
+            {
+                "representation": row.name.split(" (")[0],
+                "linear_probe": row.linear_accuracy,
+                "knn": row.knn_accuracy,
+            }
+            for row in probe_rows
+        ]
+    else:
+        logger.info("data %s has no labels; probes skipped", dataset.name)
     test_latents = extract_latents(encoder, dataset.x_test)
     plot_loss_terms(result.history, out / "loss_terms.png")
-    plot_embedding(test_latents, dataset.y_test.numpy(), out / "embedding.png")
+    labels = dataset.y_test.numpy() if dataset.y_test is not None else None
+    plot_embedding(test_latents, labels, out / "embedding.png")
     plot_eigenspectrum(test_latents, out / "eigenspectrum.png")
     (out / "history.json").write_text(json.dumps(result.history, indent=1) + "\n")
     final = result.history[-1]
