@@ -103,7 +103,7 @@ def load_paired_data(spec: Mapping[str, Any]):
         return load_npz(
             data["path"],
             x_key=data["x_key"],
-            y_key=data["y_key"],
+            y_key=data["y_key"] or None,
             test_size=data["test_size"],
             seed=seed,
         )
