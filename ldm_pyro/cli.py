@@ -2,13 +2,19 @@
 
 ``ldm-pyro fit [SPEC]`` trains the method of a catalog spec (default
 ``vicreg-ldm`` on the bundled digits) and prints its evaluation; ``ldm-pyro list``
-prints the catalog.
+prints the catalog; ``ldm-pyro compare RUN_DIR...`` ranks runs by LOO from their
+``inference_data.nc``.
+
+``ldm-pyro fit`` runs unchanged under ``torchrun --nproc-per-node W``: each
+process joins the process group (gloo on the CPU, NCCL on CUDA) and rank 0
+writes the run folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -55,12 +61,45 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue from the run folder's checkpoint",
     )
+    fit.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        help="training device; auto selects CUDA when available (default: the "
+        "spec's training.device, cpu)",
+    )
+    fit.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        help="encoder precision; bf16 runs it under bfloat16 autocast while the "
+        "objective stays in float32 (default: the spec's training.precision, fp32)",
+    )
     fit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     fit.add_argument(
         "-v", "--verbose", action="store_true", help="log progress to standard error"
     )
 
     commands.add_parser("list", help="list the catalog specs")
+
+    compare = commands.add_parser(
+        "compare",
+        help="compare runs by LOO or WAIC from their inference_data.nc files",
+    )
+    compare.add_argument(
+        "run_dirs",
+        nargs="+",
+        type=Path,
+        metavar="RUN_DIR",
+        help="run folders containing inference_data.nc (at least two)",
+    )
+    compare.add_argument(
+        "--out",
+        type=Path,
+        default=Path("comparison.png"),
+        help="PNG file of the comparison plot (default: comparison.png)",
+    )
+    compare.add_argument(
+        "--ic", choices=("loo", "waic"), default="loo", help="information criterion"
+    )
     return parser
 
 
@@ -71,6 +110,12 @@ def _data_overrides(data: str) -> list[str]:
 
 
 def _fit(args) -> int:
+    from .distributed import (
+        broadcast_object,
+        init_distributed,
+        is_main_process,
+        shutdown_distributed,
+    )
     from .runs import run_spec
     from .specs import load_spec
 
@@ -81,6 +126,10 @@ def _fit(args) -> int:
         overrides.append(f"training.epochs={args.epochs}")
     if args.seed is not None:
         overrides.append(f"training.seed={args.seed}")
+    if args.device is not None:
+        overrides.append(f'training.device="{args.device}"')
+    if args.precision is not None:
+        overrides.append(f'training.precision="{args.precision}"')
     overrides += args.overrides
     spec = load_spec(args.spec, overrides)
     out = args.out
@@ -88,7 +137,16 @@ def _fit(args) -> int:
         if args.resume:
             raise ValueError("--resume needs --out DIR naming the run to continue")
         out = Path("runs") / f"{spec['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
-    metrics = run_spec(spec, out, resume=args.resume, progress=not args.no_progress)
+    init_distributed(spec["training"]["device"])
+    try:
+        # Every process uses rank 0's run folder (its timestamp may differ).
+        out = broadcast_object(out)
+        metrics = run_spec(spec, out, resume=args.resume, progress=not args.no_progress)
+        main_process = is_main_process()
+    finally:
+        shutdown_distributed()
+    if not main_process:
+        return 0
     table = metrics.get("probe_table") or metrics.get("summary_table")
     if table:
         print(table)
@@ -104,20 +162,38 @@ def _list() -> int:
     return 0
 
 
+def _compare(args) -> int:
+    from .comparison import compare_runs, plot_comparison
+
+    table = compare_runs(args.run_dirs, ic=args.ic)
+    print(table.to_string())
+    plot_comparison(table, args.out)
+    print(f"comparison plot: {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    # Under torchrun only rank 0 logs progress.
+    verbose = getattr(args, "verbose", False) and os.environ.get("RANK", "0") == "0"
+    # A handler of its own: run folders raise the package logger to INFO for
+    # train.log, and the console must still show warnings only unless -v is given.
+    console = logging.StreamHandler()
+    console.setLevel(logging.INFO if verbose else logging.WARNING)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(console)
     try:
         if args.command == "fit":
             return _fit(args)
+        if args.command == "compare":
+            return _compare(args)
         return _list()
     except (ValueError, FileNotFoundError) as error:
         print(f"ldm-pyro: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        logging.getLogger().removeHandler(console)
 
 
 if __name__ == "__main__":

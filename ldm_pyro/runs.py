@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,12 +18,15 @@ from typing import Any
 import torch
 
 from .builders import build_objective, construct
+from .distributed import is_main_process, resolve_device
 from .specs import dump_spec
 from .training import TrainConfig, fit
 
 logger = logging.getLogger(__name__)
 
 TASKS: dict[str, Any] = {}
+# Tasks whose evaluation moves data to the encoder's device (others are CPU-only).
+DEVICE_TASKS = ("paired",)
 
 
 def register_task(name: str):
@@ -60,6 +65,14 @@ def run_spec(
             f"--resume given but {out / 'checkpoint.pt'} does not exist; run without "
             "--resume to start a new run"
         )
+    device = resolve_device(spec["training"]["device"])
+    if device.type != "cpu" and task not in DEVICE_TASKS:
+        raise ValueError(
+            f"task {task!r} evaluates on the CPU only, got training.device="
+            f"{spec['training']['device']!r} ({device}); set --device cpu"
+        )
+    if not is_main_process():
+        return _run_secondary_process(spec, out, resume=resume, progress=progress)
     (out / "spec.toml").write_text(dump_spec(spec))
     handler = logging.FileHandler(out / "train.log")
     handler.setFormatter(
@@ -80,13 +93,30 @@ def run_spec(
             "run finished in %.1f s; metrics in %s", metrics["wall_time_s"], out
         )
         return metrics
-    except Exception:
-        logger.exception("run failed; the last good checkpoint (if any) is kept")
+    except Exception as error:
+        # train.log keeps the error; the caller reports it to the user.
+        logger.debug("run failed: %s; the last good checkpoint is kept", error)
         raise
     finally:
         package_logger.removeHandler(handler)
         package_logger.setLevel(previous_level)
         handler.close()
+
+
+def _run_secondary_process(
+    spec: Mapping[str, Any], out: Path, *, resume: bool, progress: bool
+) -> dict[str, Any]:
+    """Run the task on a process of rank > 0, which writes nothing to ``out``.
+
+    The task writes into a temporary folder that is deleted afterwards. On
+    resume it receives a copy of rank 0's checkpoint, so every process starts
+    from the same state.
+    """
+    with tempfile.TemporaryDirectory(prefix="ldm-pyro-rank-") as scratch:
+        scratch_dir = Path(scratch)
+        if resume:
+            shutil.copy2(out / "checkpoint.pt", scratch_dir / "checkpoint.pt")
+        return TASKS[spec["task"]](spec, scratch_dir, resume=resume, progress=False)
 
 
 def load_paired_data(spec: Mapping[str, Any]):
@@ -163,13 +193,20 @@ def encode_pair(encoder, batch):
     return (encoder(view), encoder(view_prime)), {}
 
 
+def _module_device(module: torch.nn.Module) -> torch.device:
+    parameter = next(module.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
 @torch.no_grad()
 def extract_features(encoder, x: torch.Tensor, batch_size: int = 1024):
     """Return the backbone features of ``x`` in evaluation mode, as numpy."""
     was_training = encoder.training
     encoder.eval()
+    device = _module_device(encoder)
     parts = [
-        encoder.features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)
+        encoder.features(x[i : i + batch_size].to(device))
+        for i in range(0, len(x), batch_size)
     ]
     encoder.train(was_training)
     return torch.cat(parts).cpu().numpy()
@@ -180,7 +217,10 @@ def extract_latents(encoder, x: torch.Tensor, batch_size: int = 1024):
     """Return the latents ``z = f(x)`` in evaluation mode, as numpy."""
     was_training = encoder.training
     encoder.eval()
-    parts = [encoder(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    device = _module_device(encoder)
+    parts = [
+        encoder(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size)
+    ]
     encoder.train(was_training)
     return torch.cat(parts).cpu().numpy()
 
@@ -219,6 +259,10 @@ def run_paired(spec, out: Path, *, resume: bool, progress: bool) -> dict[str, An
         out_dir=out,
         resume=resume,
     )
+    if not is_main_process():
+        # Rank 0 evaluates and writes the outputs; the model is the same here.
+        final = result.history[-1]
+        return {"task": "paired", "final": final}
 
     rows, table = [], ""
     if dataset.y_train is not None:
