@@ -2,7 +2,7 @@
 
 ``ldm-pyro fit [SPEC]`` trains the method of a catalog spec (default
 ``vicreg-ldm`` on the bundled digits) and prints its evaluation; ``ldm-pyro list``
-prints the catalog; ``ldm-pyro compare RUN_DIR...`` ranks runs by LOO from their
+prints the catalog. ``ldm-pyro compare RUN_DIR...`` ranks runs by LOO from their
 ``inference_data.nc``.
 
 ``ldm-pyro fit`` runs unchanged under ``torchrun --nproc-per-node W``: each
