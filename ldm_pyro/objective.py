@@ -22,6 +22,7 @@ from pyro.poutine.util import site_is_subsample
 from torch import nn
 
 from ._validation import check_finite, check_tensor
+from .distributed import all_gather_rows, full_precision, needs_full_precision
 from .entropy.base import EntropyEstimator
 from .latents.priors import EmpiricalPriorDistribution
 
@@ -95,12 +96,21 @@ class LDMObjective(nn.Module):
             they are scored, for example ``("z_prime",)`` in BYOL.
         entropy_weight: factor on the entropy term (1 for the objective as
             derived; other values trade alignment against uniformity).
+        gather: concatenate the latents of all processes of a
+            ``torch.distributed`` group (:func:`ldm_pyro.distributed.all_gather`)
+            before the alignment and the entropy, so that every process
+            evaluates the objective of the global batch. Context tensors whose
+            leading size equals the local batch size are gathered with them.
+            Without a process group it changes nothing.
 
     The empirical prior :class:`~ldm_pyro.latents.EmpiricalPrior` enters as
     :math:`\langle\log R(z)\rangle = -H_R[z]`. Each site that uses it removes one
     marginal entropy, symmetrized over the views: the MI form becomes
     :math:`\tfrac12 (H[z] + H[z'])` and the LDM form
     :math:`H[z, z'] - \tfrac12 (H[z] + H[z'])`.
+
+    Latents in float16 or bfloat16, or under autocast, are scored in float32 with
+    autocast disabled, so an encoder may run in bfloat16.
 
     Shapes:
         Paired views: ``z`` and ``z_prime`` of shape ``(N, D)``. Single view:
@@ -116,6 +126,7 @@ class LDMObjective(nn.Module):
         form: str = "ldm",
         stop_gradient: Sequence[str] = (),
         entropy_weight: float = 1.0,
+        gather: bool = False,
     ):
         super().__init__()
         if form not in FORMS:
@@ -125,6 +136,7 @@ class LDMObjective(nn.Module):
         self.form = form
         self.stop_gradient = frozenset(stop_gradient)
         self.entropy_weight = float(entropy_weight)
+        self.gather = bool(gather)
         self.step: int | None = None
 
     def alignment(self, *latents: torch.Tensor, **context) -> torch.Tensor:
@@ -173,10 +185,40 @@ class LDMObjective(nn.Module):
         for name, value in zip(names, latents, strict=True):
             check_tensor(name, value, ndim=(2, 3) if self.form == "single" else 2)
             check_finite(f"latents {name!r}", value.detach(), context=where)
+        if self.gather:
+            latents, context = self._gather(latents, context)
+        if needs_full_precision([*latents, *context.values()]):
+            keys = list(context)
+            with full_precision([*latents, *context.values()]) as upcast:
+                latents = tuple(upcast[: len(latents)])
+                context = dict(zip(keys, upcast[len(latents) :], strict=True))
+                return self._evaluate(latents, context, where)
+        return self._evaluate(latents, context, where)
 
+    def _gather(self, latents, context):
+        """Concatenate latents and per-sample context tensors over processes."""
+        local_size = latents[0].shape[0]
+        keys = [
+            key
+            for key, value in context.items()
+            if isinstance(value, torch.Tensor)
+            and value.dim() >= 1
+            and value.shape[0] == local_size
+        ]
+        gathered = all_gather_rows([*latents, *(context[key] for key in keys)])
+        context = dict(context)
+        context.update(zip(keys, gathered[len(latents) :], strict=True))
+        return tuple(gathered[: len(latents)]), context
+
+    def _evaluate(self, latents, context, where: str) -> ObjectiveTerms:
         total, _, empirical = self._score(latents, context)
         alignment = total / latents[0].shape[0]
-        entropy = self._entropy(latents, len(empirical))
+        inputs_gathered = getattr(self.entropy, "inputs_gathered", None)
+        if self.gather and inputs_gathered is not None:
+            with inputs_gathered():
+                entropy = self._entropy(latents, len(empirical))
+        else:
+            entropy = self._entropy(latents, len(empirical))
         check_finite("alignment term", alignment.detach(), context=where)
         check_finite("entropy term", entropy.detach(), context=where)
         objective = alignment + self.entropy_weight * entropy

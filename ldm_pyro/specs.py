@@ -62,6 +62,9 @@ SCHEMA: dict[str, Any] = {
         "seed": 0,
         "checkpoint_every": 10,
         "log_every": 10,
+        "gather": "auto",
+        "device": "cpu",
+        "precision": "fp32",
     },
     "evaluation": {
         "knn_k": 5,

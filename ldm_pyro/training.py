@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from ._validation import check_finite
 from .objective import LDMObjective
 
@@ -60,6 +61,13 @@ class TrainConfig:
             end); 0 writes only at the end.
         log_every: log the running terms every this many steps.
         progress: show a tqdm progress bar.
+        gather: under a ``torch.distributed`` group, evaluate the objective on
+            the batch gathered from all processes (``True``), on each process's
+            own samples (``False``), or ``"auto"``: gather whenever two or more
+            processes run. Without a process group it has no effect.
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
+        precision: ``"fp32"``, or ``"bf16"`` to run the encoder under bfloat16
+            autocast; the objective is always evaluated in float32 or higher.
     """
 
     epochs: int = 100
@@ -77,6 +85,9 @@ class TrainConfig:
     checkpoint_every: int = 10
     log_every: int = 10
     progress: bool = True
+    gather: bool | str = "auto"
+    device: str = "cpu"
+    precision: str = "fp32"
 
     def __post_init__(self):
         """Validate every field."""
@@ -98,12 +109,27 @@ class TrainConfig:
                 )
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(
-                f"training.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"
+                f"training.optimizer must be one of {OPTIMIZERS}, got "
+                f"{self.optimizer!r}"
             )
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(
                 f"training.lr_schedule must be one of {SCHEDULES}, got "
                 f"{self.lr_schedule!r}"
+            )
+        if not (isinstance(self.gather, bool) or self.gather == "auto"):
+            raise ValueError(
+                f"training.gather must be 'auto', true or false, got {self.gather!r}"
+            )
+        if self.device not in distributed.DEVICES:
+            raise ValueError(
+                f"training.device must be one of {distributed.DEVICES}, got "
+                f"{self.device!r}"
+            )
+        if self.precision not in distributed.PRECISIONS:
+            raise ValueError(
+                f"training.precision must be one of {distributed.PRECISIONS}, got "
+                f"{self.precision!r}"
             )
         self.milestones = tuple(float(m) for m in self.milestones)
         if any(not 0 < m < 1 for m in self.milestones):
@@ -248,6 +274,17 @@ def fit(
 ) -> TrainResult:
     """Maximize ``objective`` over the encoder and latent-model parameters.
 
+    Under a ``torch.distributed`` process group of ``W`` processes (see
+    :func:`ldm_pyro.distributed.init_distributed`), every process draws the same
+    batches from a generator with rank 0's seed, and process ``r`` trains on the
+    ``r``-th of ``W`` contiguous slices of each batch, so ``config.batch_size``
+    is the global batch and must be divisible by ``W``. The encoder is wrapped in
+    DistributedDataParallel, and ``encode`` receives the wrapper, so it must call
+    the encoder as ``encoder(x)`` and not through other methods. With ``config.gather`` the objective is evaluated on
+    the gathered global batch on every process; the latent-model gradients are
+    averaged over processes. Only rank 0 shows the progress bar, logs and writes
+    checkpoints; every process reads the checkpoint on resume.
+
     Args:
         encoder: module whose parameters form the encoder group.
         objective: the LDM objective; its parameters form the latent-model group.
@@ -270,8 +307,15 @@ def fit(
         ValueError: if a latent, a term or the loss becomes NaN or Inf; the
             message names the term and the step. The last checkpoint is kept.
     """
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
+    rank = distributed.get_rank()
+    world_size = distributed.get_world_size()
+    main = distributed.is_main_process()
+    device = distributed.resolve_device(config.device)
+    seed = distributed.synchronize_seed(config.seed, device=device)
+    # Every process seeds the global generator alike, so that random operations
+    # inside a gathered objective agree across processes.
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
     checkpoint_path = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
     history: list[dict[str, float]] = []
     step_records: list[dict[str, float]] = []
@@ -286,6 +330,8 @@ def fit(
         state = load_checkpoint(checkpoint_path)
         encoder.load_state_dict(state["encoder"])
         objective.load_state_dict(state["objective"])
+        encoder.to(device)
+        objective.to(device)
         optimizer = build_optimizer(encoder, objective, config)
         base_lrs = [group["lr"] for group in optimizer.param_groups]
         optimizer.load_state_dict(state["optimizer"])
@@ -296,8 +342,22 @@ def fit(
         steps_per_epoch = steps_per_epoch or state.get("steps_per_epoch")
         logger.info("resumed from %s at epoch %d", checkpoint_path, start_epoch)
     else:
+        encoder.to(device)
+        objective.to(device)
         optimizer = build_optimizer(encoder, objective, config)
         base_lrs = [group["lr"] for group in optimizer.param_groups]
+
+    if world_size > 1:
+        objective.gather = distributed.resolve_gather(config.gather)
+    gathered = bool(getattr(objective, "gather", False))
+    train_encoder = distributed.wrap_ddp(encoder, device)
+    # DDP averages the encoder gradients; the latent-model group is averaged here.
+    latent_params = [
+        parameter
+        for group in optimizer.param_groups
+        if group.get("name") != "encoder"
+        for parameter in group["params"]
+    ]
 
     encoder.train()
     objective.train()
@@ -306,7 +366,7 @@ def fit(
         epochs,
         desc="training",
         unit="epoch",
-        disable=not config.progress,
+        disable=not config.progress or not main,
         initial=start_epoch,
         total=config.epochs,
     )
@@ -314,16 +374,20 @@ def fit(
         sums: dict[str, float] = {}
         count = 0
         for batch in batches(epoch, generator):
+            batch = distributed.shard_batch(batch, rank, world_size)
+            batch = distributed.move_to_device(batch, device)
             if steps_per_epoch:
                 factor = lr_factor(config, global_step, steps_per_epoch * config.epochs)
                 for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                     group["lr"] = base * factor
             objective.step = global_step
-            latents, context = encode(encoder, batch)
-            terms = objective(*latents, **context)
+            with distributed.autocast(device, config.precision):
+                latents, context = encode(train_encoder, batch)
+                terms = objective(*latents, **context)
             loss = terms.loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(latent_params)
             if config.grad_clip > 0:
                 params = [p for g in optimizer.param_groups for p in g["params"]]
                 torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
@@ -344,13 +408,18 @@ def fit(
                 "entropy": terms.entropy.item(),
                 "loss": loss.item(),
             }
+            if world_size > 1 and not gathered:
+                # Each process scored its own samples: record the mean.
+                means = distributed.all_reduce_mean(list(record.values()), device)
+                record = dict(zip(record, means, strict=True))
             for key, value in record.items():
                 sums[key] = sums.get(key, 0.0) + value
             count += 1
             global_step += 1
             if config.log_every and global_step % config.log_every == 0:
                 step_records.append({"epoch": epoch, "step": global_step, **record})
-                logger.debug("step %d: %s", global_step, record)
+                if main:
+                    logger.debug("step %d: %s", global_step, record)
         if count == 0:
             raise ValueError(
                 "the data produced no batches in an epoch; lower training.batch_size "
@@ -363,7 +432,8 @@ def fit(
         epoch_record["lr"] = optimizer.param_groups[0]["lr"]
         history.append(epoch_record)
         bar.set_postfix(loss=f"{epoch_record['loss']:.4g}")
-        logger.info(
+        log = logger.info if main else logger.debug
+        log(
             "epoch %d/%d: objective %.5g alignment %.5g entropy %.5g",
             epoch + 1,
             config.epochs,
@@ -375,7 +445,7 @@ def fit(
         periodic = (
             config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0
         )
-        if checkpoint_path is not None and (last or periodic):
+        if checkpoint_path is not None and (last or periodic) and main:
             save_checkpoint(
                 checkpoint_path,
                 {
