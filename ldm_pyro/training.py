@@ -280,8 +280,9 @@ def fit(
     ``r``-th of ``W`` contiguous slices of each batch, so ``config.batch_size``
     is the global batch and must be divisible by ``W``. The encoder is wrapped in
     DistributedDataParallel, and ``encode`` receives the wrapper, so it must call
-    the encoder as ``encoder(x)`` and not through other methods. With ``config.gather`` the objective is evaluated on
-    the gathered global batch on every process; the latent-model gradients are
+    the encoder as ``encoder(x)`` and not through other methods. With
+    ``config.gather`` the objective is evaluated on the gathered global batch on
+    every process; the latent-model gradients are
     averaged over processes. Only rank 0 shows the progress bar, logs and writes
     checkpoints; every process reads the checkpoint on resume.
 
