@@ -13,10 +13,15 @@ PRIORS: dict[str, type] = {
     "flat": latents.FlatPrior,
     "sphere-uniform": latents.SphereUniformPrior,
     "empirical": latents.EmpiricalPrior,
+    "simplex-uniform": latents.SimplexUniformPrior,
+    "categorical-uniform": latents.CategoricalUniformPrior,
 }
 KERNELS: dict[str, type] = {
     "gaussian": latents.GaussianKernel,
     "vmf": latents.VonMisesFisherKernel,
+    "predictor": latents.PredictorKernel,
+    "dirichlet": latents.DirichletKernel,
+    "categorical-match": latents.CategoricalMatchKernel,
 }
 PROGRAMS = ("paired", "single")
 

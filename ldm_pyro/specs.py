@@ -215,8 +215,8 @@ def _merge_defaults(schema: Any, raw: Any, prefix: str) -> Any:
             path = f"{prefix}.{key}" if prefix else key
             if key in raw:
                 merged[key] = _merge_defaults(default, raw[key], path)
-            elif default is OPEN:
-                merged[key] = {}
+            elif default is OPEN or isinstance(default, dict):
+                merged[key] = _merge_defaults(default, {}, path)
             else:
                 merged[key] = copy.deepcopy(default)
         return merged

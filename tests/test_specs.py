@@ -123,3 +123,12 @@ def test_dump_round_trips(tmp_path):
 def test_resolved_spec_has_every_schema_section():
     spec = load_spec("vicreg-ldm")
     assert set(spec) == set(SCHEMA)
+
+
+def test_missing_table_gets_defaults(tmp_path):
+    path = tmp_path / "minimal.toml"
+    path.write_text('description = "minimal"\n[entropy]\nestimator = "knn"\n')
+    spec = load_spec(path)
+    assert spec["data"]["augment"] == {}
+    assert spec["data"]["name"] == "digits"
+    assert tomllib.loads(dump_spec(spec)) == spec
