@@ -60,6 +60,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per method")
     parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads")
     parser.add_argument("--dtype", default="float64", help="dtype of fit_ica")
+    parser.add_argument(
+        "--optimizer",
+        default=None,
+        choices=["newton", "lbfgs"],
+        help="optimizer of fit_ica (default: fit_ica's default, Newton here)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of data and FastICA")
     args = parser.parse_args()
 
@@ -95,7 +101,12 @@ def main():
             )
             ldm_seconds, result = best_time(
                 lambda m=mixtures, p=prior, o=options: fit_ica(
-                    m, p, prior_options=o, dtype=args.dtype, seed=args.seed
+                    m,
+                    p,
+                    prior_options=o,
+                    optimizer=args.optimizer,
+                    dtype=args.dtype,
+                    seed=args.seed,
                 ),
                 args.repeats,
             )
