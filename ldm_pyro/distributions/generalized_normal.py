@@ -78,11 +78,11 @@ class GeneralizedNormal(TorchDistribution):
         at_zero = magnitude == 0
         safe = torch.where(at_zero, torch.ones_like(magnitude), magnitude)
         power = torch.where(at_zero, torch.zeros_like(magnitude), safe.pow(self.beta))
+        # The normalizer depends on the parameters only: evaluate it before they were
+        # broadcast over the batch, so lgamma runs once per distinct value.
+        beta, scale = _compact(self.beta), _compact(self.scale)
         log_normalizer = (
-            self.beta.log()
-            - math.log(2.0)
-            - self.scale.log()
-            - torch.lgamma(self.beta.reciprocal())
+            beta.log() - math.log(2.0) - scale.log() - torch.lgamma(beta.reciprocal())
         )
         return log_normalizer - power
 
@@ -140,3 +140,16 @@ class GeneralizedNormal(TorchDistribution):
             + self.scale.log()
             + torch.lgamma(inverse)
         )
+
+
+def _compact(tensor: torch.Tensor) -> torch.Tensor:
+    """Return the view of an expanded tensor with its stride-0 dimensions at size 1.
+
+    The result broadcasts back to ``tensor``'s shape with the same values.
+    """
+    for dim, (size, stride) in enumerate(
+        zip(tensor.shape, tensor.stride(), strict=True)
+    ):
+        if stride == 0 and size > 1:
+            tensor = tensor.narrow(dim, 0, 1)
+    return tensor
