@@ -60,8 +60,9 @@ def main():
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--dims", type=int, nargs="+", default=[128, 2048])
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     print(f"batch {args.batch}, median of {args.repeats} forward+backward passes")
     print(f"{'case':<10}{'D':>6}{'declared ms':>14}{'hand ms':>10}{'ratio':>8}")
     for d in args.dims:

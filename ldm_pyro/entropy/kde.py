@@ -15,11 +15,10 @@ from __future__ import annotations
 import functools
 import math
 
-import numpy as np
 import torch
-from scipy import special
 
 from .._validation import check_positive, check_same_shape
+from ..ops.bessel import vmf_log_normalizer
 from ._checks import check_bool, check_choice
 from .base import EntropyEstimator
 
@@ -30,43 +29,11 @@ KERNELS = ("gaussian", "vmf")
 def _vmf_log_normalizer(dim: int, kappa: float) -> float:
     r"""Return :math:`\log C_D(\kappa)` of the vMF density on the sphere in ``R^D``.
 
-    .. math::
-
-        C_D(\kappa) = \frac{\kappa^{D/2 - 1}}{(2 \pi)^{D/2} I_{D/2 - 1}(\kappa)},
-
-    the normalizer with respect to the surface measure of the unit sphere, in
-    float64. ``log I_nu(kappa)`` is ``log ive(nu, kappa) + kappa``. Where ``ive``
-    underflows (large order, small ``kappa``) it falls back to the power series of
-    ``I_nu`` summed in log space.
+    The KDE's concentration is fixed, so the float64 value is cached per
+    ``(dim, kappa)``.
     """
-    # NOTE: switch to ldm_pyro.ops.log_bessel_iv once that function exists; this
-    # local version serves only the fixed concentrations of the KDE.
-    order = dim / 2.0 - 1.0
-    scaled = float(special.ive(order, kappa))
-    if scaled > 1e-300:
-        log_bessel = math.log(scaled) + kappa
-    else:
-        log_bessel = _log_bessel_iv_series(order, kappa)
-    return order * math.log(kappa) - 0.5 * dim * math.log(2.0 * math.pi) - log_bessel
-
-
-def _log_bessel_iv_series(order: float, x: float) -> float:
-    r"""Return :math:`\log I_\nu(x)` from its power series, summed in log space.
-
-    :math:`I_\nu(x) = \sum_k (x/2)^{2k + \nu} / (k!\, \Gamma(k + \nu + 1))`. The
-    terms peak near :math:`k^*` with :math:`k^* (k^* + \nu) = x^2 / 4`, and the
-    number of terms covers the peak plus a margin of many standard deviations.
-    """
-    quarter_square = 0.25 * x * x
-    peak = 0.5 * (-order + math.sqrt(order * order + 4.0 * quarter_square))
-    terms = int(peak + 20.0 * math.sqrt(peak + 1.0) + 50.0)
-    k = np.arange(terms, dtype=np.float64)
-    log_terms = (
-        (2.0 * k + order) * math.log(0.5 * x)
-        - special.gammaln(k + 1.0)
-        - special.gammaln(k + order + 1.0)
-    )
-    return float(special.logsumexp(log_terms))
+    kappa64 = torch.tensor(float(kappa), dtype=torch.float64)
+    return float(vmf_log_normalizer(dim, kappa64))
 
 
 class KDEEntropy(EntropyEstimator):
