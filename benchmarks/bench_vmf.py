@@ -1,8 +1,9 @@
 """Benchmark the von Mises-Fisher distribution against scipy.stats.vonmises_fisher.
 
-Measures ``log_prob`` throughput on ``--points`` points, sampling throughput, and
-the accuracy of ``log C_D(kappa)`` and ``A_D(kappa)`` of both libraries against
-mpmath at 50 digits on a grid of dimensions and concentrations.
+Measures ``log_prob`` throughput on ``--points`` points and sampling throughput,
+with and without the backward pass of the implicit gradient in the concentration.
+It also measures the accuracy of ``log C_D(kappa)`` and ``A_D(kappa)`` of both
+libraries against mpmath at 50 digits on a grid of dimensions and concentrations.
 
     python benchmarks/bench_vmf.py
 """
@@ -60,6 +61,14 @@ def scipy_values(dim, kappa):
         return log_c, ratio
     except (ValueError, OverflowError, FloatingPointError, ZeroDivisionError) as error:
         return type(error).__name__, type(error).__name__
+
+
+def sample_and_backward(mu, kappa, samples):
+    """Draw samples and backpropagate the sum of mu^T x to the concentration."""
+    concentration = torch.tensor(kappa, dtype=mu.dtype, requires_grad=True)
+    draws = VonMisesFisher(mu, concentration).rsample((samples,))
+    (draws @ mu).sum().backward()
+    return concentration.grad
 
 
 def format_error(value, reference):
@@ -124,18 +133,28 @@ def main():
         f"\nsampling {args.samples} points, kappa = {args.kappa} "
         f"(best of {args.repeats})"
     )
-    print("| D | ldm_pyro rsample (s) | scipy rvs (s) | scipy / ldm_pyro |")
-    print("|---|---|---|---|")
-    for dim in (3, 128, 1024):
+    print(
+        "| D | ldm_pyro rsample (s) | ldm_pyro rsample + backward in kappa (s) "
+        "| with backward / rsample | scipy rvs (s) | scipy / ldm_pyro rsample |"
+    )
+    print("|---|---|---|---|---|---|")
+    for dim in (3, 5, 128, 1024):
         mu = functional.normalize(torch.randn(dim, dtype=torch.float64), dim=0)
         dist = VonMisesFisher(mu, args.kappa)
         peer = scipy.stats.vonmises_fisher(mu.numpy(), args.kappa)
         ours = best_time(lambda: dist.rsample((args.samples,)), args.repeats)  # noqa: B023
+        with_backward = best_time(
+            lambda: sample_and_backward(mu, args.kappa, args.samples),  # noqa: B023
+            args.repeats,
+        )
         theirs = best_time(
             lambda: peer.rvs(args.samples, random_state=rng),  # noqa: B023
             args.repeats,
         )
-        print(f"| {dim} | {ours:.4f} | {theirs:.4f} | {theirs / ours:.1f} |")
+        print(
+            f"| {dim} | {ours:.4f} | {with_backward:.4f} | {with_backward / ours:.1f} "
+            f"| {theirs:.4f} | {theirs / ours:.1f} |"
+        )
 
     print("\naccuracy against mpmath: |error| / max(|reference|, 1)")
     print("| D | kappa | log C ldm_pyro | log C scipy | A ldm_pyro | A scipy |")

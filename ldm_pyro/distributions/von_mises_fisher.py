@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import warnings
 
+import numpy
 import torch
 from pyro.distributions import TorchDistribution, constraints
+from torch.autograd import Function
+from torch.autograd.function import once_differentiable
 from torch.distributions import kl
 
 from .._validation import LDMWarning
@@ -40,17 +45,32 @@ class VonMisesFisher(TorchDistribution):
     rounds. When the cap is hit, the remaining samples keep their last proposal
     and an :class:`~ldm_pyro.LDMWarning` is emitted.
 
-    ``rsample`` is reparameterized as in Davidson et al. (2018): the gradient flows
-    through :math:`w = h(\varepsilon, \kappa)`, Wood's transform of the accepted
-    Beta draw :math:`\varepsilon`, which is held fixed, and through the
-    reflection in :math:`\mu`. The gradient in :math:`\mu` is exact.
+    On ``S^2`` (``D = 3``) the density of :math:`w` is proportional to
+    :math:`e^{\kappa w}`, and :math:`w` is drawn by its closed-form inverse CDF.
 
-    NOTE: the score-function correction term of rejection-sampler
-    reparameterization (Naesseth et al., 2017) is not included, so the gradient
-    of a sample in :math:`\kappa` is biased. Measured on 2e5 samples, the
-    gradient of :math:`E[\mu^\top x]` is 0.222 against the exact
-    :math:`A_D'(\kappa) = 0.276` for ``D = 3, kappa = 1``, and 0.00542 against
-    0.00544 for ``D = 128, kappa = 50``. ``log_prob`` gradients are exact.
+    ``rsample`` is reparameterized. The gradient in :math:`\mu` flows through the
+    reflection and is exact. The gradient in :math:`\kappa` is the implicit
+    reparameterization gradient (Figurnov et al., 2018) of the cosine,
+
+    .. math::
+
+        \frac{dw}{d\kappa} = -\frac{\partial F(w; \kappa) / \partial \kappa}
+            {p(w; \kappa)}, \qquad
+        p(w; \kappa) = c_D(\kappa) \, e^{\kappa w} (1 - w^2)^{(D-3)/2}
+            \text{ on } [-1, 1],
+
+    with :math:`F` the CDF of :math:`w`. It holds for each sample whatever drew
+    it, so :math:`E[dw/d\kappa] = A_D'(\kappa)` without bias. For ``D = 3`` it is
+    the pathwise derivative of the inverse CDF. For other ``D`` the backward pass
+    evaluates it in float64 as one integral over the angle :math:`\arccos w`,
+    which needs neither :math:`c_D` nor a separate :math:`\partial F /
+    \partial \kappa` (see ``_cosine_derivative``). Against mpmath at points up to
+    8 standard deviations from the mean, for ``D`` in {2, 4, 5, 16, 128, 1024,
+    4096} and :math:`\kappa \le 10^4`, its relative error is below ``1e-11``. At
+    :math:`\kappa = 10^6` it is about ``1e-9``, set by the rounding of
+    :math:`1 - A_D(\kappa)`. The backward pass costs a bisection and a 32-node
+    Gauss-Legendre rule per sample, and it is differentiable only once in
+    :math:`\kappa`.
 
     Arguments are validated like Pyro's distributions (``validate_args``): ``loc``
     must already have unit norm (within ``10 * eps * sqrt(D)``, the tolerance of
@@ -73,6 +93,8 @@ class VonMisesFisher(TorchDistribution):
         Communications in Statistics - Simulation and Computation 23(1), 1994.
         T. R. Davidson, L. Falorsi, N. De Cao, T. Kipf, J. M. Tomczak,
         "Hyperspherical Variational Auto-Encoders", UAI 2018, arXiv:1804.00891.
+        M. Figurnov, S. Mohamed, A. Mnih, "Implicit Reparameterization
+        Gradients", NeurIPS 2018, arXiv:1805.08498.
     """
 
     arg_constraints = {
@@ -195,7 +217,7 @@ class VonMisesFisher(TorchDistribution):
         return (-shifted + kappa * (1.0 - ratio)).to(dtype)
 
     def rsample(self, sample_shape=()):
-        """Draw reparameterized samples by Wood's rejection sampler.
+        """Draw reparameterized samples by Wood's sampler (inverse CDF for ``D = 3``).
 
         Returns:
             unit vectors of shape ``sample_shape + batch_shape + (D,)``.
@@ -238,22 +260,22 @@ class VonMisesFisher(TorchDistribution):
 def _sample_cosine(kappa: torch.Tensor, dim: int, max_iterations: int):
     """Draw ``w = mu^T x`` by Wood's rejection sampler and return ``w, 1 - w``.
 
-    Computation runs in float64 (float32 on MPS). Gradients flow to ``kappa``
-    through the envelope parameter ``b``; the Beta draws are constants.
+    Computation runs in float64 (float32 on MPS). The gradient in ``kappa`` is
+    the implicit one of :class:`_ImplicitCosine`, except for ``D = 3``.
     """
     work = torch.float32 if kappa.device.type == "mps" else torch.float64
     kappa_w = kappa.to(work)
     if dim == 3:
         return _sample_cosine_sphere2(kappa_w)
     m1 = dim - 1.0
+    k_d = kappa_w.detach()
     # b = (-2k + sqrt(4k^2 + (D-1)^2)) / (D-1), written without cancellation.
-    b = m1 / (2.0 * kappa_w + torch.sqrt(4.0 * kappa_w**2 + m1**2))
-    x0 = (1.0 - b) / (1.0 + b)
-    one_minus_x0 = 2.0 * b / (1.0 + b)
+    b_d = m1 / (2.0 * k_d + torch.sqrt(4.0 * k_d**2 + m1**2))
+    x0_d = (1.0 - b_d) / (1.0 + b_d)
+    omx0_d = 2.0 * b_d / (1.0 + b_d)
     beta = torch.distributions.Beta(
-        torch.full_like(kappa_w, m1 / 2.0).detach(), torch.full_like(kappa_w, m1 / 2.0)
+        torch.full_like(k_d, m1 / 2.0), torch.full_like(k_d, m1 / 2.0)
     )
-    b_d, x0_d, k_d, omx0_d = (v.detach() for v in (b, x0, kappa_w, one_minus_x0))
     epsilon = torch.full_like(kappa_w, 0.5).detach()
     pending = torch.ones_like(kappa_w, dtype=torch.bool)
     for _ in range(max_iterations):
@@ -281,7 +303,9 @@ def _sample_cosine(kappa: torch.Tensor, dim: int, max_iterations: int):
                 LDMWarning,
                 stacklevel=3,
             )
-    omw = 2.0 * b * epsilon / (1.0 - (1.0 - b) * epsilon)
+    # The accepted draw fixes 1 - w, and _ImplicitCosine supplies its gradient.
+    omw = 2.0 * b_d * epsilon / (1.0 - (1.0 - b_d) * epsilon)
+    omw = _ImplicitCosine.apply(kappa_w, omw, dim)
     return 1.0 - omw, omw
 
 
@@ -299,6 +323,168 @@ def _sample_cosine_sphere2(kappa: torch.Tensor):
     omw = -torch.log1p((1.0 - uniform) * torch.expm1(-2.0 * safe)) / safe
     omw = torch.where(positive, omw, 2.0 * (1.0 - uniform))
     return 1.0 - omw, omw
+
+
+class _ImplicitCosine(Function):
+    """Identity on ``1 - w`` whose gradient in ``kappa`` is ``-dw/dk`` (implicit)."""
+
+    @staticmethod
+    def forward(ctx, kappa, one_minus_cosine, dim):
+        ctx.save_for_backward(kappa, one_minus_cosine)
+        ctx.dim = dim
+        return one_minus_cosine.clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        kappa, one_minus_cosine = ctx.saved_tensors
+        derivative = _cosine_derivative(one_minus_cosine, kappa, ctx.dim)
+        return -grad * derivative, None, None
+
+
+def _cosine_derivative(
+    one_minus_cosine: torch.Tensor, kappa: torch.Tensor, dim: int
+) -> torch.Tensor:
+    r"""Compute :math:`dw/d\kappa = -(\partial F / \partial \kappa) / p` at fixed ``w``.
+
+    ``F`` is the CDF of :math:`w = \mu^\top x` and ``p`` its density. Because
+    :math:`\partial \log c_D / \partial \kappa = -A`,
+    :math:`\partial F / \partial \kappa = \int_{-1}^{w} (t - A) \, p(t) \, dt`.
+    With :math:`t = \cos\theta` and :math:`w = \cos\theta_w` the ratio is a
+    positive integral that needs no normalizer,
+
+    .. math::
+
+        \frac{dw}{d\kappa} = \sin\theta_w \int_0^{\theta_w}
+            (\cos\theta - A) \, e^{f(\theta)} \, d\theta
+        = \sin\theta_w \int_{\theta_w}^{\pi} (A - \cos\theta) \,
+            e^{f(\theta)} \, d\theta, \qquad
+        f(\theta) = \kappa (\cos\theta - \cos\theta_w)
+            + (D - 2) \log \frac{\sin\theta}{\sin\theta_w}
+
+    with :math:`A = A_D(\kappa)`. Both forms agree because :math:`E[w - A] = 0`. The
+    first is used for :math:`w > A` and the second for :math:`w \le A`, so the
+    factor :math:`\pm(\cos\theta - A)` is nonnegative on the whole range and
+    nothing cancels. :math:`e^f` is unimodal in :math:`\theta` (its logarithm is
+    concave in :math:`\cos\theta`), so the range is cut by bisection to the
+    window where :math:`f` is within :data:`_WINDOW_LOG_RATIO` of its maximum,
+    which a fixed Gauss-Legendre rule then resolves for any ``D`` and
+    :math:`\kappa`. The angle also removes the endpoint singularity of
+    :math:`(1 - w^2)^{(D-3)/2}`.
+
+    NOTE: on MPS the sampler works in float32, so this runs in float32 there with
+    correspondingly lower accuracy. That path is not tested.
+
+    Shapes:
+        ``one_minus_cosine`` and ``kappa`` broadcast, and the result has their
+        broadcast shape.
+    """
+    one_minus_cosine, kappa = torch.broadcast_tensors(one_minus_cosine, kappa)
+    shape = one_minus_cosine.shape
+    flat_omw = one_minus_cosine.reshape(-1)
+    flat_kappa = kappa.reshape(-1)
+    one_minus_ratio = 1.0 - bessel_ratio(dim / 2.0 - 1.0, flat_kappa)
+    result = torch.empty_like(flat_omw)
+    for start in range(0, flat_omw.numel(), _QUADRATURE_CHUNK):
+        chunk = slice(start, start + _QUADRATURE_CHUNK)
+        result[chunk] = _cosine_derivative_flat(
+            flat_omw[chunk], flat_kappa[chunk], one_minus_ratio[chunk], dim
+        )
+    return result.reshape(shape)
+
+
+# The integrand is cut where it falls below exp(-60) of its maximum, so the tail
+# left out is negligible in float64. On this window 24 nodes already match mpmath
+# to the accuracy of A_D(kappa) for D in 2..4096 and kappa in 0..1e6, and 32 leave
+# a margin.
+_WINDOW_LOG_RATIO = 60.0
+_BISECTION_STEPS = 32
+_QUADRATURE_NODES = 32
+# Samples per block of the quadrature, which holds _QUADRATURE_NODES values each.
+_QUADRATURE_CHUNK = 8192
+
+
+@functools.cache
+def _gauss_legendre(nodes: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    points, weights = numpy.polynomial.legendre.leggauss(nodes)
+    return tuple(points.tolist()), tuple(weights.tolist())
+
+
+def _log_integrand(theta, theta_w, log_sin_w, kappa, dim):
+    """Return ``f(theta)``, with ``cos t - cos t_w`` as a product of sines."""
+    value = (
+        -2.0
+        * kappa
+        * torch.sin(0.5 * (theta + theta_w))
+        * torch.sin(0.5 * (theta - theta_w))
+    )
+    if dim != 2:
+        value = value + (dim - 2.0) * (torch.log(torch.sin(theta)) - log_sin_w)
+    return value
+
+
+def _mode_angle(kappa, dim):
+    """Return the angle of the mode of ``exp(f)``, where ``k sin^2 = (D - 2) cos``."""
+    if dim == 2:
+        return torch.zeros_like(kappa)
+    m = dim - 2.0
+    root = torch.sqrt(m * m + 4.0 * kappa * kappa)
+    # 1 - cos of the root of k c^2 + (D - 2) c - k = 0, with no cancellation.
+    one_minus_cos = (m * m / (root + 2.0 * kappa) + m) / (m + root)
+    return 2.0 * torch.asin(torch.sqrt(0.5 * one_minus_cos))
+
+
+def _cosine_derivative_flat(omw, kappa, one_minus_ratio, dim):
+    sin_w = torch.sqrt(torch.clamp(omw * (2.0 - omw), min=0.0))
+    theta_w = torch.atan2(sin_w, 1.0 - omw)
+    # The derivative is 0 at w = +-1, where the angle cannot move.
+    inside = sin_w > 0
+    log_sin_w = torch.log(torch.where(inside, sin_w, torch.ones_like(sin_w)))
+
+    def log_integrand(theta):
+        return _log_integrand(theta, theta_w, log_sin_w, kappa, dim)
+
+    upper = omw < one_minus_ratio
+    low = torch.where(upper, torch.zeros_like(theta_w), theta_w)
+    high = torch.where(upper, theta_w, torch.full_like(theta_w, math.pi))
+    peak = torch.minimum(torch.maximum(_mode_angle(kappa, dim), low), high)
+    log_peak = log_integrand(peak)
+    level = log_peak - _WINDOW_LOG_RATIO
+    # Bisection for the ends of the window, on each side of the peak where f is
+    # monotone. The outer bracket end is kept, so the window errs on the wide side.
+    left_out, left_in = low, peak
+    right_in, right_out = peak, high
+    for _ in range(_BISECTION_STEPS):
+        middle = 0.5 * (left_out + left_in)
+        below = log_integrand(middle) < level
+        left_out = torch.where(below, middle, left_out)
+        left_in = torch.where(below, left_in, middle)
+        middle = 0.5 * (right_in + right_out)
+        below = log_integrand(middle) < level
+        right_out = torch.where(below, middle, right_out)
+        right_in = torch.where(below, right_in, middle)
+    start = torch.where(log_integrand(low) >= level, low, left_out)
+    end = torch.where(log_integrand(high) >= level, high, right_out)
+
+    points, weights = _gauss_legendre(_QUADRATURE_NODES)
+    points = torch.tensor(points, dtype=omw.dtype, device=omw.device)
+    weights = torch.tensor(weights, dtype=omw.dtype, device=omw.device)
+    half = 0.5 * (end - start)
+    theta = (0.5 * (start + end)).unsqueeze(-1) + half.unsqueeze(-1) * points
+    log_values = _log_integrand(
+        theta,
+        theta_w.unsqueeze(-1),
+        log_sin_w.unsqueeze(-1),
+        kappa.unsqueeze(-1),
+        dim,
+    )
+    # cos(theta) - A = (1 - A) - 2 sin^2(theta / 2), signed to be nonnegative.
+    factor = one_minus_ratio.unsqueeze(-1) - 2.0 * torch.sin(0.5 * theta) ** 2
+    factor = torch.where(upper.unsqueeze(-1), factor, -factor)
+    integrand = factor * torch.exp(log_values - log_peak.unsqueeze(-1))
+    integral = half * (integrand * weights).sum(-1)
+    derivative = sin_w * torch.exp(log_peak) * integral
+    return torch.where(inside, derivative, torch.zeros_like(derivative))
 
 
 def _check_loc(loc: torch.Tensor) -> None:
