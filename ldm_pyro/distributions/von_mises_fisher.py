@@ -170,7 +170,16 @@ class VonMisesFisher(TorchDistribution):
     def _log_normalizer_plus_concentration(self) -> torch.Tensor:
         # log C_D(k) + k is computed in float64 and rounded once, because log C_D(k)
         # alone is about -k and adding two values of size 1e6 in float32 loses digits.
-        return _vmf_log_normalizer(self.dim, self.concentration, plus_kappa=True)
+        kappa = self.concentration
+        constant = kappa.numel() == 1 or all(stride == 0 for stride in kappa.stride())
+        if constant and not kappa.requires_grad:
+            # A fixed concentration (an alignment kernel, a KDE bandwidth) is the
+            # common case in training: reuse the float64 value across calls.
+            value = _cached_log_normalizer_plus_kappa(
+                self.dim, kappa.reshape(-1)[0].item()
+            )
+            return torch.full_like(kappa, value)
+        return _vmf_log_normalizer(self.dim, kappa, plus_kappa=True)
 
     def log_prob(self, value):
         r"""Return :math:`\log C_D(\kappa) + \kappa \mu^\top x` for unit vectors ``x``.
@@ -485,6 +494,12 @@ def _cosine_derivative_flat(omw, kappa, one_minus_ratio, dim):
     integral = half * (integrand * weights).sum(-1)
     derivative = sin_w * torch.exp(log_peak) * integral
     return torch.where(inside, derivative, torch.zeros_like(derivative))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_log_normalizer_plus_kappa(dim: int, kappa: float) -> float:
+    kappa64 = torch.tensor(kappa, dtype=torch.float64)
+    return float(_vmf_log_normalizer(dim, kappa64, plus_kappa=True))
 
 
 def _check_loc(loc: torch.Tensor) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import torch
-from pyro.distributions import Normal, TorchDistribution, constraints
+from pyro.distributions import TorchDistribution, constraints
 from pyro.nn import PyroModule
 from torch import nn
 from torch.nn import functional
@@ -48,8 +48,45 @@ class GaussianKernel(PyroModule):
 
     def forward(self, z: torch.Tensor) -> TorchDistribution:
         r"""Return :math:`N(z, \sigma^2 I)` with event shape ``(D,)``."""
-        scale = self.scale.to(z.dtype).expand(z.shape)
-        return Normal(z, scale, validate_args=False).to_event(1)
+        return IsotropicNormal(z, self.scale.to(z.dtype))
+
+
+class IsotropicNormal(TorchDistribution):
+    r"""Normal distribution :math:`N(\mu, \sigma^2 I)` with one scalar scale.
+
+    Equal to ``Normal(loc, scale).to_event(1)``, but ``log_prob`` evaluates
+    :math:`\log \sigma` once instead of once per coordinate.
+
+    Shapes:
+        ``loc`` is ``batch_shape + (D,)``; ``scale`` is a scalar tensor.
+    """
+
+    arg_constraints = {"loc": constraints.real_vector, "scale": constraints.positive}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, loc, scale, validate_args=None):
+        self.loc = loc
+        self.scale = scale
+        super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=validate_args)
+
+    def log_prob(self, value):
+        """Return ``-|x - mu|^2 / (2 sigma^2) - D/2 log(2 pi sigma^2)``."""
+        dim = self.loc.shape[-1]
+        squared = (value - self.loc).pow(2).sum(-1)
+        log_normalizer = dim * (torch.log(self.scale) + 0.5 * math.log(2 * math.pi))
+        return -0.5 * squared / self.scale.pow(2) - log_normalizer
+
+    def rsample(self, sample_shape=()):
+        """Draw ``mu + sigma * eps`` with standard normal ``eps``."""
+        shape = self._extended_shape(torch.Size(sample_shape))
+        noise = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        return self.loc + self.scale * noise
+
+    def expand(self, batch_shape, _instance=None):
+        """Return the distribution with its mean broadcast to ``batch_shape``."""
+        shape = torch.Size(batch_shape) + self.event_shape
+        return IsotropicNormal(self.loc.expand(shape), self.scale)
 
 
 class UnnormalizedVonMisesFisher(TorchDistribution):
