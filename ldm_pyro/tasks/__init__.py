@@ -3,3 +3,8 @@
 Each module decorates a function ``run(spec, out_dir, *, resume, progress)`` with
 :func:`ldm_pyro.runs.register_task`.
 """
+
+from . import (
+    ica,  # noqa: F401
+    predictive,  # noqa: F401
+)
