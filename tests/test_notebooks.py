@@ -10,10 +10,20 @@ nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT_S = 120
+# Every teaching notebook, so that a renamed or deleted one fails the suite.
+EXPECTED = {
+    "01-ica-as-ldm",
+    "02-ssl-zoo",
+    "03-kalman-ssl",
+    "04-identifiability",
+    "05-model-comparison",
+}
 
 
 def test_notebooks_found():
-    assert NOTEBOOKS
+    found = {path.stem for path in NOTEBOOKS}
+    missing = EXPECTED - found
+    assert not missing, f"notebooks missing from notebooks/: {sorted(missing)}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
