@@ -33,8 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "spec",
         nargs="?",
-        default=DEFAULT_SPEC,
-        help=f"catalog name or path to a TOML spec (default: {DEFAULT_SPEC})",
+        default=None,
+        help=f"catalog name or path to a TOML spec (default: {DEFAULT_SPEC}, or "
+        "the run folder's spec.toml with --resume)",
     )
     fit.add_argument(
         "--data",
@@ -105,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _data_overrides(data: str) -> list[str]:
     if data.endswith(".npz"):
-        return ["data.name=npz", f'data.path="{Path(data).expanduser()}"']
+        # An absolute path keeps the run folder's spec.toml usable from anywhere.
+        return ["data.name=npz", f'data.path="{Path(data).expanduser().resolve()}"']
     return [f'data.name="{data}"']
 
 
@@ -131,11 +133,11 @@ def _fit(args) -> int:
     if args.precision is not None:
         overrides.append(f'training.precision="{args.precision}"')
     overrides += args.overrides
-    spec = load_spec(args.spec, overrides)
     out = args.out
+    if args.resume and out is None:
+        raise ValueError("--resume needs --out DIR naming the run to continue")
+    spec = load_spec(_spec_source(args.spec, out, args.resume), overrides)
     if out is None:
-        if args.resume:
-            raise ValueError("--resume needs --out DIR naming the run to continue")
         out = Path("runs") / f"{spec['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
     init_distributed(spec["training"]["device"])
     try:
@@ -152,6 +154,30 @@ def _fit(args) -> int:
         print(table)
     print(f"run folder: {out} ({metrics['wall_time_s']:.1f} s)")
     return 0
+
+
+def _spec_source(spec: str | None, out: Path | None, resume: bool) -> str | Path:
+    """Return the spec to load: a resumed run continues from its own spec.toml."""
+    if not resume:
+        return spec or DEFAULT_SPEC
+    saved = Path(out) / "spec.toml"
+    if not saved.is_file():
+        raise FileNotFoundError(
+            f"--resume given but {saved} does not exist; run without --resume to "
+            "start a new run"
+        )
+    if spec is not None:
+        from .specs import load_spec
+
+        saved_name = load_spec(saved)["name"]
+        requested = load_spec(spec)["name"]
+        if requested != saved_name:
+            raise ValueError(
+                f"--resume continues the run in {out}, which was trained with spec "
+                f"{saved_name!r}, not {requested!r}; omit the spec or pass "
+                f"{saved_name}"
+            )
+    return saved
 
 
 def _list() -> int:
@@ -189,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             return _compare(args)
         return _list()
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, TypeError, OSError) as error:
         print(f"ldm-pyro: error: {error}", file=sys.stderr)
         return 2
     finally:

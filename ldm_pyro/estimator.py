@@ -96,6 +96,10 @@ class LDM:
             raise ValueError(
                 f"{name} must have shape (N, F) or (N, C, H, W), got {array.shape}"
             )
+        if array.shape[0] == 0:
+            raise ValueError(
+                f"{name} must contain at least one sample, got shape {array.shape}"
+            )
         if not np.isfinite(array).all():
             raise ValueError(
                 f"{name} contains NaN or Inf values; remove or impute them first"

@@ -73,7 +73,8 @@ def run_spec(
         )
     if not is_main_process():
         return _run_secondary_process(spec, out, resume=resume, progress=progress)
-    (out / "spec.toml").write_text(dump_spec(spec))
+    if not resume:
+        (out / "spec.toml").write_text(dump_spec(spec))
     handler = logging.FileHandler(out / "train.log")
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -88,6 +89,9 @@ def run_spec(
         metrics = TASKS[task](spec, out, resume=resume, progress=progress)
         metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
         metrics["spec"] = spec["name"]
+        if resume:
+            # A resumed run records its spec (new epochs, say) only once it succeeded.
+            (out / "spec.toml").write_text(dump_spec(spec))
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         logger.info(
             "run finished in %.1f s; metrics in %s", metrics["wall_time_s"], out
@@ -174,7 +178,8 @@ def paired_batches(x: torch.Tensor, batch_size: int, augment):
     if n < batch_size:
         raise ValueError(
             f"training.batch_size={batch_size} exceeds the {n} training samples; "
-            f"set --set training.batch_size={n} or less"
+            f"use a batch size of {n} or less (LDM(batch_size=...) or --set "
+            "training.batch_size=...)"
         )
 
     def batches(epoch: int, generator: torch.Generator):

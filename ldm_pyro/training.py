@@ -247,7 +247,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a damaged file
         raise ValueError(
-            f"checkpoint {path} is corrupt or not a checkpoint ({error}); delete it "
+            f"checkpoint {path} is corrupt or not a checkpoint "
+            f"({str(error).strip().splitlines()[0]}); delete it "
             "or run without --resume to start again"
         ) from error
     required = {"encoder", "objective", "optimizer", "epoch", "history", "generator"}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ldm_pyro.cli import main
-from ldm_pyro.specs import available_specs
+from ldm_pyro.specs import available_specs, dump_spec, load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = [
@@ -70,6 +70,35 @@ def test_fit_resume_continues(tmp_path):
     assert [row["epoch"] for row in history] == [1, 2, 3]
 
 
+def test_resume_rejects_other_spec_and_keeps_spec_file(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["fit", "simclr", "--out", str(out), *FAST]) == 0
+    saved = (out / "spec.toml").read_text()
+    code = main(["fit", "vicreg-ldm", "--out", str(out), "--resume", *FAST])
+    assert code == 2
+    assert "trained with spec 'simclr', not 'vicreg-ldm'" in capsys.readouterr().err
+    assert (out / "spec.toml").read_text() == saved
+
+
+def test_resume_uses_saved_spec(tmp_path):
+    out = tmp_path / "run"
+    assert main(["fit", "simclr", "--out", str(out), *FAST]) == 0
+    # No spec and no encoder overrides: the run folder's spec.toml is used.
+    code = main(
+        ["fit", "--out", str(out), "--resume", "--epochs", "3", "--no-progress"]
+    )
+    assert code == 0
+    history = json.loads((out / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert load_spec(out / "spec.toml")["training"]["epochs"] == 3
+
+
+def test_fit_wrong_value_type(tmp_path, capsys):
+    code = main(["fit", "--out", str(tmp_path), "--set", "training.lr=abc"])
+    assert code == 2
+    assert "ldm-pyro: error:" in capsys.readouterr().err
+
+
 def test_fit_npz_data(tmp_path):
     import numpy as np
 
@@ -109,6 +138,7 @@ def test_resume_without_checkpoint(tmp_path, capsys):
 def test_corrupt_checkpoint_keeps_file(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
+    (out / "spec.toml").write_text(dump_spec(load_spec("vicreg-ldm")))
     (out / "checkpoint.pt").write_bytes(b"\x00garbage")
     code = main(["fit", "--out", str(out), "--resume", *FAST])
     assert code == 2
