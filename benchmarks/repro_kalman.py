@@ -102,21 +102,20 @@ def main():
         probe_targets = splits.train.targets[: probe_train.shape[0]]
         train_filter = dynamics.filter(encoder(probe_train))
         test_filter = dynamics.filter(encoder(splits.test.frames))
+        # The least-squares probe is ill-conditioned in float32: evaluate in float64.
+        test_mean = test_filter.filtered_mean.double()
+        test_cov = test_filter.filtered_cov.double()
+        test_targets = splits.test.targets.double()
         probe = fit_linear_probe(
-            train_filter.filtered_mean,
-            probe_targets,
-            test_filter.filtered_mean,
-            splits.test.targets,
+            train_filter.filtered_mean.double(),
+            probe_targets.double(),
+            test_mean,
+            test_targets,
         )
-        posterior = linear_readout_bands(
-            test_filter.filtered_mean,
-            test_filter.filtered_cov,
-            probe.weight,
-            probe.bias,
-        )
+        posterior = linear_readout_bands(test_mean, test_cov, probe.weight, probe.bias)
         with_residual = linear_readout_bands(
-            test_filter.filtered_mean,
-            test_filter.filtered_cov,
+            test_mean,
+            test_cov,
             probe.weight,
             probe.bias,
             extra_var=probe.residual_var,
@@ -128,9 +127,9 @@ def main():
         "final_loss": -result.history[-1]["objective"],
         "probe_r2": probe.r2,
         "probe_r2_per_output": probe.r2_per_output.tolist(),
-        "coverage_posterior": empirical_coverage(posterior, splits.test.targets),
+        "coverage_posterior": empirical_coverage(posterior, test_targets),
         "coverage_posterior_plus_residual": empirical_coverage(
-            with_residual, splits.test.targets
+            with_residual, test_targets
         ),
         "wall_time_s": round(time.perf_counter() - start, 1),
         "train_time_s": round(train_time, 1),

@@ -533,20 +533,22 @@ def _combine(earlier, later):
         \eta_{ij} = A_i^T M^{-T} (\eta_j - J_j b_i) + \eta_i, \quad
         J_{ij} = A_i^T M^{-T} J_j A_i + J_i.
 
-    ``M`` is not symmetric, so it is LU-factored once and solved for both
-    ``M`` and ``M^T``. Only matrices are solved, on the batch shape of the
-    covariances.
+    ``M`` is not symmetric; one batched solve with ``M^T`` and ``M`` gives both
+    products. Only matrices are solved, on the batch shape of the covariances.
     """
     A_i, b_i, C_i, eta_i, J_i = earlier
     A_j, b_j, C_j, eta_j, J_j = later
     eye = torch.eye(A_i.shape[-1], dtype=A_i.dtype, device=A_i.device)
-    lu, pivots = torch.linalg.lu_factor(eye + C_i @ J_j)
-    # forward = A_j M^{-1} and backward = A_i^T M^{-T}, from two solves with the
-    # LU factors; the vector parts then need only matrix-vector products.
-    forward = torch.linalg.lu_solve(
-        lu, pivots, A_j.transpose(-1, -2), adjoint=True
+    M = eye + C_i @ J_j
+    # One batched solve of M^T X = A_j^T and M Y = A_i gives forward = A_j M^{-1}
+    # and backward = A_i^T M^{-T}. For small S the cost per call dominates, so one
+    # call (and one backward) is faster than an LU factorization and two solves.
+    shape = torch.broadcast_shapes(M.shape, A_i.shape, A_j.shape)
+    solved = torch.linalg.solve(
+        torch.stack([M.transpose(-1, -2).expand(shape), M.expand(shape)]),
+        torch.stack([A_j.transpose(-1, -2).expand(shape), A_i.expand(shape)]),
     ).transpose(-1, -2)
-    backward = torch.linalg.lu_solve(lu, pivots, A_i).transpose(-1, -2)
+    forward, backward = solved[0], solved[1]
     A_ij = forward @ A_i
     C_ij = symmetrize(forward @ C_i @ A_j.transpose(-1, -2) + C_j)
     J_ij = symmetrize(backward @ J_j @ A_i + J_i)

@@ -6,5 +6,6 @@ Each module decorates a function ``run(spec, out_dir, *, resume, progress)`` wit
 
 from . import (
     ica,  # noqa: F401
+    kalman,  # noqa: F401
     predictive,  # noqa: F401
 )
