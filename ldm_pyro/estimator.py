@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pyro
 import torch
 
 from .builders import build_objective
@@ -112,6 +113,7 @@ class LDM:
             raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
         spec = self._resolved_spec()
         x = self._as_tensor(X)
+        pyro.clear_param_store()
         sample_shape = tuple(x.shape[1:])
         config = TrainConfig.from_spec(spec["training"], progress=self.progress)
         torch.manual_seed(config.seed)

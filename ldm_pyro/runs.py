@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pyro
 import torch
 
 from .builders import build_objective, construct
@@ -53,6 +54,9 @@ def run_spec(
     """
     from . import tasks  # noqa: F401  (registers the task runners)
 
+    # Parameters left in Pyro's global store by an earlier run in this process
+    # would otherwise join this run's optimizer.
+    pyro.clear_param_store()
     task = spec["task"]
     if task not in TASKS:
         raise ValueError(
