@@ -3,7 +3,7 @@ import json
 import pytest
 
 from ldm_pyro.cli import main
-from ldm_pyro.specs import load_spec
+from ldm_pyro.specs import dump_spec, load_spec
 
 
 def test_ica_laplace_from_cli(tmp_path, capsys):
@@ -34,6 +34,7 @@ def test_ica_unknown_data(tmp_path, capsys):
 
 
 def test_ica_resume_rejected(tmp_path, capsys):
+    (tmp_path / "spec.toml").write_text(dump_spec(load_spec("ica-laplace")))
     (tmp_path / "checkpoint.pt").write_bytes(b"")
     args = ["fit", "ica-laplace", "--out", str(tmp_path), "--resume"]
     assert main(args) == 2
