@@ -11,6 +11,7 @@ from .ica import (
     make_uniform_mixtures,
     mix_sources,
 )
+from .sensors import SensorSeries, load_sensor_series
 from .views import NoiseAugmentation, ViewAugmentation, make_views
 
 __all__ = [
@@ -30,4 +31,6 @@ __all__ = [
     "make_dot_motion",
     "make_dot_motion_splits",
     "make_views",
+    "SensorSeries",
+    "load_sensor_series",
 ]

@@ -32,6 +32,25 @@ Evaluation on held-out sequences, written to ``metrics.json``:
 Plots: ``trajectory.png`` (true and decoded targets of one test sequence with the
 90 % band), ``loss_terms.png`` and, with a noise network, ``noise.png``.
 
+With ``data.name = "aeon-basicmotions"`` or ``"aeon-japanesevowels"`` the task
+trains on the standardized sensor series of
+:func:`~ldm_pyro.data.sensors.load_sensor_series` (needs
+``pip install ldm_pyro[timeseries]``): the encoder maps each channel vector
+:math:`x_t \in \mathbb{R}^C` to :math:`z_t`, all training series are used, and
+the dot-motion fields of ``[task_params]`` (``sequences``, ``test_sequences``,
+``probe_sequences``, ``length``, ``published``, ``data``) are rejected. The
+metrics are class-label probes. Each is a logistic regression
+(:func:`~ldm_pyro.evaluation.linear_probe_accuracy`) fitted on the training
+split and scored on the test split:
+
+- ``probe_accuracy``: on the time-averaged filtered states
+  :math:`\frac{1}{T}\sum_t h_{t|t}`;
+- ``probe_accuracy_raw``: on the time-averaged series;
+- ``probe_accuracy_random``: on the time-averaged filtered states of an
+  untrained encoder and filter.
+
+Plot: ``loss_terms.png``.
+
 References:
     F. A. Mikulasch and F. Zenke, "Understanding Self-Supervised Learning via
     Latent Distribution Matching", ICML 2026, arXiv:2605.03517, Fig. 4, A3, A4.
@@ -79,6 +98,20 @@ DATA_NAMES = {
     "dots-square": "square",
     "dots-circle": "circle",
 }
+#: Sensor data names and the aeon dataset each loads.
+SENSOR_DATA_NAMES = {
+    "aeon-basicmotions": "BasicMotions",
+    "aeon-japanesevowels": "JapaneseVowels",
+}
+#: Fields of ``[task_params]`` that only dot-motion data use.
+DOT_ONLY_FIELDS = (
+    "sequences",
+    "test_sequences",
+    "probe_sequences",
+    "length",
+    "published",
+    "data",
+)
 NOISE_NETWORKS = ("detector", "mlp")
 #: Arguments of make_dot_motion that the task sets from other spec fields.
 FIXED_DATA_OPTIONS = (
@@ -133,7 +166,7 @@ def load_dot_motion(spec, settings):
     if name not in DATA_NAMES:
         raise ValueError(
             f"unknown data.name {name!r} for task 'kalman'; valid choices: "
-            f"{', '.join(sorted(DATA_NAMES))}"
+            f"{', '.join(sorted([*DATA_NAMES, *SENSOR_DATA_NAMES]))}"
         )
     options = dict(settings["data"])
     for key in FIXED_DATA_OPTIONS:
@@ -330,7 +363,7 @@ def plot_noise(true_var, learned_var, correlation: float, path: Path) -> None:
 
 @register_task("kalman")
 def run_kalman(spec, out: Path, *, resume: bool, progress: bool) -> dict[str, Any]:
-    """Train a Kalman-filter SSL model on dot-motion videos and score the probe."""
+    """Train a Kalman-filter SSL model on dot videos or sensor series; score probes."""
     from ..entropy import PlugInEntropy
 
     settings = task_settings(spec, KALMAN_DEFAULTS)
@@ -367,6 +400,8 @@ def _run(spec, settings, out, resume, progress, plugin_cls) -> dict[str, Any]:
     # Pyro's global param store, which the optimizer also collects. Parameters
     # of an earlier run in this process would otherwise join this run.
     pyro.clear_param_store()
+    if spec["data"]["name"] in SENSOR_DATA_NAMES:
+        return _run_sensors(spec, settings, out, resume, config, plugin_cls)
     splits = load_dot_motion(spec, settings)
     count = settings["probe_sequences"]
     if int(count) != count or not 1 <= count <= settings["sequences"]:
@@ -438,5 +473,96 @@ def _run(spec, settings, out, resume, progress, plugin_cls) -> dict[str, Any]:
     if "noise_correlation" in metrics:
         summary += f"; noise correlation {metrics['noise_correlation']:.3f}"
     metrics["summary_table"] = summary
+    logger.info(summary)
+    return metrics
+
+
+def _time_averaged_states(encoder, dynamics, series: torch.Tensor) -> torch.Tensor:
+    """Return the filtered means ``h_{t|t}`` averaged over steps, ``(B, S)``."""
+    mean, _, _ = _filter_sequences(encoder, dynamics, series)
+    return mean.mean(dim=1)
+
+
+def _run_sensors(spec, settings, out, resume, config, plugin_cls) -> dict[str, Any]:
+    """Train on aeon sensor series and score class-label probes."""
+    from ..data.sensors import load_sensor_series
+    from ..evaluation import linear_probe_accuracy
+    from ..plotting import plot_loss_terms
+
+    name = spec["data"]["name"]
+    dot_fields = sorted(set(spec["task_params"]) & set(DOT_ONLY_FIELDS))
+    if dot_fields:
+        raise ValueError(
+            f"[task_params] field(s) {dot_fields} apply only to dot-motion data, "
+            f"not to data.name {name!r}; remove them"
+        )
+    data = load_sensor_series(SENSOR_DATA_NAMES[name])
+    num_channels = data.train.shape[-1]
+    entropy = build_entropy(spec)
+    detach = isinstance(entropy, plugin_cls)
+
+    torch.manual_seed(config.seed)
+    encoder = build_frame_encoder(spec, settings, num_channels)
+    dynamics = build_dynamics(spec, settings, detach)
+    torch.manual_seed(config.seed + 1)
+    random_encoder = build_frame_encoder(spec, settings, num_channels)
+    random_dynamics = build_dynamics(spec, settings, detach)
+    objective = build_objective(spec, model=dynamics, entropy=entropy)
+
+    result = fit(
+        encoder,
+        objective,
+        sequence_batches(data.train, config.batch_size),
+        encode_frames,
+        config,
+        out_dir=out,
+        resume=resume,
+    )
+
+    def accuracy(train_features, test_features) -> float:
+        return linear_probe_accuracy(
+            train_features,
+            data.train_labels,
+            test_features,
+            data.test_labels,
+            seed=config.seed,
+        )
+
+    trained = accuracy(
+        _time_averaged_states(encoder, dynamics, data.train),
+        _time_averaged_states(encoder, dynamics, data.test),
+    )
+    raw = accuracy(data.train.mean(dim=1), data.test.mean(dim=1))
+    random = accuracy(
+        _time_averaged_states(random_encoder, random_dynamics, data.train),
+        _time_averaged_states(random_encoder, random_dynamics, data.test),
+    )
+    final = result.history[-1]
+    summary = (
+        f"test accuracy of the class probe on time-averaged h_t|t {trained:.3f} "
+        f"(raw series {raw:.3f}, untrained encoder {random:.3f})"
+    )
+    metrics: dict[str, Any] = {
+        "task": "kalman",
+        "data": name,
+        "form": "stop-gradient" if detach else "knn",
+        "train_series": int(data.train.shape[0]),
+        "test_series": int(data.test.shape[0]),
+        "length": int(data.train.shape[1]),
+        "channels": int(num_channels),
+        "classes": list(data.classes),
+        "epochs": config.epochs,
+        "steps": final["step"],
+        "probe_accuracy": trained,
+        "probe_accuracy_raw": raw,
+        "probe_accuracy_random": random,
+        "spectral_radius": float(
+            torch.linalg.eigvals(dynamics.A.detach()).abs().amax()
+        ),
+        "final": {key: final[key] for key in ("objective", "alignment", "entropy")},
+        "summary_table": summary,
+    }
+    plot_loss_terms(result.history, out / "loss_terms.png")
+    (out / "history.json").write_text(json.dumps(result.history, indent=1) + "\n")
     logger.info(summary)
     return metrics

@@ -128,3 +128,28 @@ def test_float32_dynamics_accept_clamped_transition():
             dynamics.A.copy_(2.0 * A / spectral_radius(A))
         dynamics.clamp_spectral_radius()
         dynamics.distribution(z.shape[1]).log_prob(z)
+
+
+def test_basicmotions_smoke_run_reports_class_probes(tmp_path, capsys):
+    pytest.importorskip("aeon")
+    out = tmp_path / "run"
+    args = ["--set", "training.epochs=1", "--set", "training.batch_size=20"]
+    assert (
+        main(["fit", "kalman-basicmotions", "--out", str(out), "--no-progress", *args])
+        == 0
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"] == "aeon-basicmotions"
+    assert metrics["channels"] == 6
+    assert metrics["steps"] == 2  # 40 series in batches of 20
+    for key in ("probe_accuracy", "probe_accuracy_raw", "probe_accuracy_random"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert (out / "loss_terms.png").stat().st_size > 0
+    assert "class probe" in capsys.readouterr().out
+
+
+def test_sensor_data_rejects_dot_fields(tmp_path, capsys):
+    pytest.importorskip("aeon")
+    args = ["--set", "task_params.length=12"]
+    assert main(["fit", "kalman-basicmotions", "--out", str(tmp_path), *args]) == 2
+    assert "apply only to dot-motion data" in capsys.readouterr().err
