@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pyro
 import torch
+from sklearn.base import BaseEstimator, TransformerMixin
 
 from .builders import build_objective
 from .runs import (
@@ -24,7 +25,7 @@ from .training import TrainConfig, fit
 OUTPUTS = ("features", "latents")
 
 
-class LDM:
+class LDM(BaseEstimator, TransformerMixin):
     """Self-supervised encoder trained by latent distribution matching.
 
     The constructor stores its arguments; :meth:`fit` validates them, trains an

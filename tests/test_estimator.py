@@ -56,3 +56,14 @@ def test_batch_larger_than_data():
     X = np.random.default_rng(0).normal(size=(50, 3))
     with pytest.raises(ValueError, match=r"LDM\(batch_size=...\)"):
         LDM(epochs=1, overrides=FAST).fit(X)
+
+
+def test_sklearn_clone_and_params():
+    from sklearn.base import clone
+
+    model = LDM(spec="simclr", epochs=3, overrides=FAST)
+    params = model.get_params()
+    assert params["spec"] == "simclr"
+    assert params["epochs"] == 3
+    copy = clone(model)
+    assert copy.get_params() == params

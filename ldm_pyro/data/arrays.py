@@ -201,7 +201,11 @@ def load_npz(
 
 def _read_array(archive, path: Path, key: str, argument: str, keys: list[str]):
     if key not in keys:
-        hint = " or y_key=None for unlabelled data" if argument == "y_key" else ""
+        hint = (
+            " or y_key=None for unlabelled data (--set data.y_key= on the command line)"
+            if argument == "y_key"
+            else ""
+        )
         raise ValueError(
             f"{argument}={key!r} is not in {str(path)!r}; the archive contains the "
             f"keys {keys}; pass one of them as {argument}{hint}"
