@@ -51,7 +51,7 @@ class LeakyReLUMixer:
     Args:
         latent_dim: input dimension ``N``.
         observed_dim: output dimension ``L >= N``.
-        layers: number of linear layers (3 in the paper).
+        layers: number of linear layers (3 in Mikulasch and Zenke, 2026).
         seed: seed of the weights.
     """
 
@@ -98,7 +98,7 @@ def make_toy_pairs(
 
     Args:
         samples: number of pairs ``M``.
-        latent_dim: true latent dimension ``N`` (2 to 10 in the paper).
+        latent_dim: true latent dimension ``N`` (2 to 10 in Mikulasch and Zenke, 2026).
         noise_variance: :math:`\alpha`, the variance of the transition noise.
         seed: seed of the latents and the noise.
         mixer_seed: seed of the rotation and the MLP (default: ``seed``), so

@@ -250,7 +250,7 @@ def make_wobbly(
 
     Args:
         sequences: number of sequences ``B``.
-        length: steps per sequence ``T`` (100 in the paper).
+        length: steps per sequence ``T`` (100 in Mikulasch and Zenke, 2026).
         seed: seed of the simulation.
         published: the published generator without restoring force.
         restoring: restoring rate of the default generator.

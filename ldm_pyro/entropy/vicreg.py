@@ -107,7 +107,7 @@ class VICRegEntropy(EntropyEstimator):
     :math:`-(\mu [v(z) + v(z')] + \nu\, c([z; z']))`. The published runs of it use
     ``variance_weight=17.5`` and ``covariance_weight=0.75``. It is not the joint
     Gaussian entropy :math:`\frac{1}{2}\log|\Sigma_{(z, z')}|` of the LDM
-    objective (the paper's Eq. 9); use
+    objective (Eq. 9 of Mikulasch and Zenke, arXiv 2605.03517); use
     :class:`~ldm_pyro.entropy.GaussianEntropy` for that.
 
     Args:
