@@ -1,7 +1,7 @@
 """Cost of the declared objective against hand-written NT-Xent and VICReg losses.
 
 The declared objective runs the Pyro latent model under the log-density recorder and
-the spec's entropy estimator; the peers are plain torch functions of the same
+the spec's entropy estimator. The peers are plain torch functions of the same
 embeddings. Both do a forward and a backward pass. Run:
 
     python benchmarks/bench_objective.py

@@ -59,7 +59,7 @@ def check_tensor(
 
 
 def check_finite(name: str, value: torch.Tensor, *, context: str = "") -> torch.Tensor:
-    """Raise ``ValueError`` if ``value`` holds NaN or Inf.
+    """Raise ``ValueError`` if ``value`` contains NaN or Inf.
 
     Args:
         name: argument or term name used in the message.
@@ -69,8 +69,8 @@ def check_finite(name: str, value: torch.Tensor, *, context: str = "") -> torch.
     Returns:
         ``value`` unchanged.
     """
-    # Fast path: a sum is finite only if no element is NaN or Inf (barring an
-    # overflow of finite values, which the exact check below then reports).
+    # Fast path: a finite sum proves that no element is NaN or Inf. A sum that
+    # overflows from finite values falls through to the exact check below.
     if value.is_floating_point() and bool(torch.isfinite(value.sum())):
         return value
     finite = torch.isfinite(value)

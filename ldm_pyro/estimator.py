@@ -40,7 +40,7 @@ class LDM(BaseEstimator, TransformerMixin):
         seed: random seed of initialization, shuffling and augmentation.
         overrides: extra ``"field=value"`` overrides of the spec.
         output: what :meth:`transform` returns: backbone ``"features"`` or the
-            ``"latents"`` that the objective sees.
+            ``"latents"`` that the objective receives.
         progress: show a progress bar while fitting.
 
     Attributes:

@@ -85,13 +85,14 @@ class LDMObjective(nn.Module):
     r"""Latent distribution matching objective for a latent model written in Pyro.
 
     Args:
-        model: the latent model, a Pyro program called with the latents in the
-            order of ``views``. A ``PyroModule`` registers its parameters here.
+        model: the latent model, a Pyro program called with the latents
+            positionally (``z, z_prime`` for paired views, ``z`` for the single
+            form). A ``PyroModule`` registers its parameters here.
         entropy: entropy estimator.
-        form: ``"ldm"`` uses the joint entropy ``H[z, z']`` of two views;
-            ``"mi"`` uses ``H[z] + H[z']``; ``"single"`` takes one latent tensor
-            and uses ``H[z]``, times ``T`` for sequences of shape ``(B, T, D)``
-            (the single-step entropy of each time step).
+        form: ``"ldm"`` uses the joint entropy ``H[z, z']`` of two views, and
+            ``"mi"`` uses ``H[z] + H[z']``. ``"single"`` takes one latent tensor
+            and uses ``H[z]``. For sequences of shape ``(B, T, D)`` it uses ``T``
+            times the single-step entropy of the time steps.
         stop_gradient: names of observed sites whose values are detached before
             they are scored, for example ``("z_prime",)`` in BYOL.
         entropy_weight: factor on the entropy term (1 for the objective as
@@ -171,8 +172,8 @@ class LDMObjective(nn.Module):
         example a per-step observation-noise variance predicted from the input.
 
         Raises:
-            ValueError: if a latent or a term is NaN or Inf; the message names the
-                term and the training step (``self.step``) when the loop sets it.
+            ValueError: if a latent or a term is NaN or Inf. The message names the
+                term, and the training step (``self.step``) when the loop sets it.
         """
         where = f"at step {self.step}" if self.step is not None else ""
         expected = 1 if self.form == "single" else 2

@@ -2,8 +2,9 @@
 
 A spec names the task, the latent model, the entropy estimator, the form of the
 objective, the encoder, the data and the training settings. Specs are parsed as data
-with :mod:`tomllib`; nothing in them is executed, except that ``model.program`` may
-name a user's Pyro program as ``"module:function"``, which is imported on request.
+with :mod:`tomllib`, so nothing in them is executed. The one exception is
+``model.program``, which may name a user's Pyro program as ``"module:function"`` to
+be imported on request.
 
 Every field has a default in :data:`SCHEMA`. Unknown fields raise ``ValueError``
 listing the valid ones. Tables marked "open" in the schema (estimator, kernel and

@@ -292,7 +292,7 @@ def test_estimator_gather_covers_overrides(worker_results):
 
 
 def test_all_gather_uneven_rows(worker_results):
-    # Hand computation: rank 0 holds [0], rank 1 holds [0, 1] + 10. The loss on
+    # Hand computation: rank 0 has [0], rank 1 has [0, 1] + 10. The loss on
     # each rank is sum_i w_i g_i with w = 1, 2, 3, so the gradient of a row is
     # its weight summed over the two ranks.
     expected = torch.tensor([[0.0], [10.0], [11.0]], dtype=torch.float64)

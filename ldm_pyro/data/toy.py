@@ -12,8 +12,8 @@ with a random rotation ``R`` (Haar distributed). Both latents are observed in
 column rank, the later layers are square and invertible, and LeakyReLU (slope
 0.2) is a bijection, so ``g`` is injective.
 
-The paper (Mikulasch and Zenke, Fig. A7) does not give :math:`\alpha`; the default
-0.1 is this module's choice.
+Mikulasch and Zenke (arXiv 2605.03517, Fig. A7) do not give :math:`\alpha`, so the
+default 0.1 is this module's choice.
 """
 
 from __future__ import annotations

@@ -173,8 +173,8 @@ class VonMisesFisher(TorchDistribution):
         kappa = self.concentration
         constant = kappa.numel() == 1 or all(stride == 0 for stride in kappa.stride())
         if constant and not kappa.requires_grad:
-            # A fixed concentration (an alignment kernel, a KDE bandwidth) is the
-            # common case in training: reuse the float64 value across calls.
+            # A fixed concentration, as in an alignment kernel, is the common case
+            # in training, so the float64 value is reused across calls.
             value = _cached_log_normalizer_plus_kappa(
                 self.dim, kappa.reshape(-1)[0].item()
             )

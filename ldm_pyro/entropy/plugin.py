@@ -10,7 +10,7 @@ carries the conditional entropy in its alignment term. The gradient identity
     = \nabla \langle \log P_\theta(z_t \mid z_{:t}) \rangle_R
     - \nabla \langle \log P_{SG[\theta]}(z_t \mid SG[z_{:t}]) \rangle_R
 
-holds because the gradients through the current :math:`z_t` cancel. The last term
+is valid because the gradients through the current :math:`z_t` cancel. The last term
 is the cross-entropy of the fitted predictive model, a plug-in (upper-bound)
 estimate of :math:`H_R[z_t \mid z_{:t}]`, so maximizing the stop-gradient
 alignment maximizes :math:`F_{LDM}` with that estimator. The separate entropy

@@ -12,11 +12,11 @@ from ldm_pyro.data.sensors import load_sensor_series  # noqa: E402
 
 @pytest.fixture
 def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
+    def reject_connection(*args, **kwargs):
         raise AssertionError("load_sensor_series attempted a network connection")
 
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", reject_connection)
+    monkeypatch.setattr(socket, "create_connection", reject_connection)
 
 
 def test_basicmotions_shapes_and_labels(no_network):

@@ -117,7 +117,7 @@ def test_noise_networks_shapes_and_sign():
         variances = network(frames)
         assert variances.shape == (3, 6, 2)
         assert bool((variances >= 0).all())
-    # The detector sees only deviations from the frame mean: a constant shift
+    # The detector responds only to deviations from the frame mean: a constant shift
     # of all pixels leaves its output unchanged.
     detector = NoiseDetector(100, 2)
     torch.testing.assert_close(detector(frames + 3.0), detector(frames))
